@@ -1,0 +1,361 @@
+"""Experiments, scales and the results cache.
+
+An experiment at a scale is a preset: a plain, JSON-able config. ``run`` turns a
+config into a result (history, summary, provenance); ``run_or_load`` returns the
+cached result under ``results/`` when its config matches exactly and refuses a
+stale one; ``verify`` re-runs a result and compares the histories.
+
+Scales: ``smoke`` (seconds, CI), ``cpu`` (minutes on a laptop, real data: the
+book's cached results), ``gpu`` (paper scale; ``cifar10`` also has ``colab``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .data import DataError, NoisyDataset, load_cifar10, make_gaussian, subset_per_class
+from .methods import METHODS
+from .models import build_model
+from .train import TrainConfig, train
+
+__all__ = ["EXPERIMENTS", "SCALES", "make_config", "run", "run_or_load", "verify", "result_path",
+           "load_result", "StaleResultError", "ConfigError", "RESULTS_DIR"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(os.environ.get("SAMLIB_RESULTS", REPO_ROOT / "results"))
+
+
+class ConfigError(ValueError):
+    """A bad experiment request; the message names the problem and the fix."""
+
+
+class StaleResultError(RuntimeError):
+    """A cached result exists but was produced by a different config."""
+
+
+# ---------------------------------------------------------------------------
+# Presets. Where the paper is silent (toy data, penalty coefficients, CPU-scale
+# sizes) these values are our choice; the book says so.
+# ---------------------------------------------------------------------------
+_TOY_DATA = {"kind": "gaussian", "n_train": 200, "n_test": 2000, "d": 400, "mu": 1.5, "decay": 0.0}
+_TOY_TRAIN = {"batch_size": None, "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0, "probe_size": 10_000}
+
+EXPERIMENTS: dict[str, dict] = {
+    "toy": {
+        "doc": "Linear logistic regression on two Gaussians with flipped labels, full-batch GD/SAM/1-SAM.",
+        "methods": ("sgd", "sam", "1sam", "lsam", "jsam"),
+        "rho": {"sam": 0.5, "1sam": 0.5, "lsam": 0.5, "jsam": 0.5},
+        "noise": 0.2,
+        "scales": {
+            "smoke": {"data": {**_TOY_DATA, "n_train": 60, "n_test": 200, "d": 120},
+                      "model": {"name": "linear", "init_scale": 3.0}, "train": {**_TOY_TRAIN, "epochs": 20}},
+            "cpu": {"data": _TOY_DATA, "model": {"name": "linear", "init_scale": 3.0},
+                    "train": {**_TOY_TRAIN, "epochs": 300}},
+            "gpu": {"data": {**_TOY_DATA, "n_train": 2000, "d": 4000, "n_test": 10_000},
+                    "model": {"name": "linear", "init_scale": 3.0}, "train": {**_TOY_TRAIN, "epochs": 1000}},
+        },
+    },
+    "twolayer": {
+        "doc": "Two-layer linear network f = vᵀWx on the toy Gaussian data.",
+        "methods": METHODS,
+        "rho": {"sam": 0.5, "1sam": 0.5, "lsam": 0.5, "jsam": 0.5},
+        "regsgd": {"act_penalty": 0.01, "weight_penalty": 0.01, "squared": True},
+        "noise": 0.2,
+        "scales": {
+            "smoke": {"data": {**_TOY_DATA, "n_train": 60, "n_test": 200, "d": 120},
+                      "model": {"name": "twolayer", "h": 16, "init_scale": 1.0}, "train": {**_TOY_TRAIN, "epochs": 20, "lr": 0.1}},
+            "cpu": {"data": _TOY_DATA, "model": {"name": "twolayer", "h": 50, "init_scale": 1.0},
+                    "train": {**_TOY_TRAIN, "epochs": 300, "lr": 0.1}},
+            "gpu": {"data": {**_TOY_DATA, "n_train": 2000, "d": 4000, "n_test": 10_000},
+                    "model": {"name": "twolayer", "h": 200, "init_scale": 1.0}, "train": {**_TOY_TRAIN, "epochs": 1000, "lr": 0.1}},
+        },
+    },
+    "decomposition": {
+        "doc": "MLP 3072-512-512-10 on CIFAR-10 with 30% symmetric noise: SGD, SAM, 1-SAM, L-SAM, J-SAM, regularised SGD.",
+        "methods": METHODS,
+        "rho": {"sam": 0.2, "1sam": 0.02, "lsam": 0.02, "jsam": 0.02},
+        "regsgd": {"act_penalty": 0.005, "weight_penalty": 0.005, "squared": True},
+        "noise": 0.3,
+        "scales": {
+            "smoke": {"data": {"kind": "cifar10", "n_train": 512, "n_test": 500},
+                      "model": {"name": "mlp", "d_in": 3072, "hidden": [64, 64], "num_classes": 10},
+                      "train": {"epochs": 2, "batch_size": 128, "lr": 0.01, "probe_size": 128, "probe_rho": 0.02}},
+            "cpu": {"data": {"kind": "cifar10", "n_train": 20_000, "n_test": 10_000},
+                    "model": {"name": "mlp", "d_in": 3072, "hidden": [512, 512], "num_classes": 10},
+                    "train": {"epochs": 30, "batch_size": 128, "lr": 0.01, "probe_size": 1000, "probe_rho": 0.02}},
+            "gpu": {"data": {"kind": "cifar10", "n_train": 50_000, "n_test": 10_000},
+                    "model": {"name": "mlp", "d_in": 3072, "hidden": [512, 512], "num_classes": 10},
+                    "train": {"epochs": 200, "batch_size": 128, "lr": 0.01, "probe_size": 1000, "probe_rho": 0.02}},
+        },
+    },
+    "cifar10": {
+        "doc": "The paper's headline: CIFAR-10, 30% symmetric noise, every rule on one GroupNorm network.",
+        "methods": METHODS,
+        "rho": {"sam": 0.05, "1sam": 0.01, "lsam": 0.01, "jsam": 0.01},
+        "regsgd": {"act_penalty": 0.005, "weight_penalty": 0.005, "squared": True},
+        "noise": 0.3,
+        "scales": {
+            "smoke": {"data": {"kind": "cifar10", "n_train": 256, "n_test": 256},
+                      "model": {"name": "smallcnn", "widths": [8, 16, 32], "num_classes": 10},
+                      "train": {"epochs": 2, "batch_size": 128, "lr": 0.01, "augment": True, "probe_size": 64}},
+            "cpu": {"data": {"kind": "cifar10", "n_train": 5000, "n_test": 2000},
+                    "model": {"name": "smallcnn", "widths": [16, 32, 64], "num_classes": 10},
+                    "train": {"epochs": 30, "batch_size": 128, "lr": 0.01, "augment": False, "probe_size": 256}},
+            "colab": {"data": {"kind": "cifar10", "n_train": 50_000, "n_test": 10_000},
+                      "model": {"name": "resnet18", "norm": "gn", "num_classes": 10},
+                      "train": {"epochs": 15, "batch_size": 128, "lr": 0.01, "augment": True, "probe_size": 512}},
+            "gpu": {"data": {"kind": "cifar10", "n_train": 50_000, "n_test": 10_000},
+                    "model": {"name": "resnet18", "norm": "gn", "num_classes": 10},
+                    "train": {"epochs": 200, "batch_size": 128, "lr": 0.01, "augment": True, "probe_size": 512}},
+        },
+    },
+}
+SCALES = ("smoke", "cpu", "colab", "gpu")
+_TOP = ("experiment", "scale", "method", "rho", "noise", "seed")
+
+
+def _find_section(cfg: dict, key: str) -> str:
+    hits = [s for s in ("data", "model", "train") if key in cfg[s]]
+    if key in TrainConfig.__dataclass_fields__ and key not in ("method", "rho", "seed"):
+        hits = hits or ["train"]
+    if len(hits) != 1:
+        raise ConfigError(f"unknown setting {key!r}; settings of this preset: "
+                          + ", ".join(sorted(k for s in ("data", "model", "train") for k in cfg[s])))
+    return hits[0]
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def make_config(experiment: str, scale: str, method: str = "sgd", rho: float | None = None,
+                noise: float | None = None, seed: int = 0, **overrides) -> dict:
+    """The full config of one run. Keyword ``overrides`` change preset settings by name
+    (e.g. ``init_scale=0.0``, ``epochs=5``) and are recorded in the config's ``variant``."""
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)}")
+    spec = EXPERIMENTS[experiment]
+    if scale not in spec["scales"]:
+        raise ConfigError(f"unknown scale {scale!r} for {experiment}; choose one of {', '.join(spec['scales'])}")
+    if method not in spec["methods"]:
+        raise ConfigError(f"unknown method {method!r} for {experiment}; choose one of {', '.join(spec['methods'])}")
+    if rho is None:
+        rho = spec["rho"].get(method, 0.0)
+    rho = float(rho)
+    if not (rho >= 0) or math.isinf(rho):
+        raise ConfigError(f"rho must be a finite number >= 0, got {rho}")
+    noise = float(spec["noise"] if noise is None else noise)
+    if not (0.0 <= noise < 1.0):
+        raise ConfigError(f"noise rate must be in [0, 1), got {noise}")
+    if int(seed) != seed or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
+    preset = copy.deepcopy(spec["scales"][scale])
+    cfg = {"experiment": experiment, "scale": scale, "method": method, "rho": rho, "noise": noise,
+           "seed": int(seed), "variant": "", **preset}
+    if method == "regsgd":
+        cfg["train"].update(spec.get("regsgd", {}))
+    parts = []
+    for key in sorted(overrides):
+        value = overrides[key]
+        cfg[_find_section(cfg, key)][key] = list(value) if isinstance(value, tuple) else value
+        parts.append(f"{key}={_fmt(value)}")
+    cfg["variant"] = ",".join(parts)
+    return cfg
+
+
+def result_path(cfg: dict, results_dir: str | os.PathLike | None = None) -> Path:
+    """``results/EXPERIMENT/SCALE/METHOD-rhoR-noiseN[-VARIANT]-seedS.json``."""
+    name = f"{cfg['method']}-rho{_fmt(cfg['rho'])}-noise{_fmt(cfg['noise'])}"
+    if cfg.get("variant"):
+        name += "-" + re.sub(r"[^A-Za-z0-9.=_]+", "_", cfg["variant"])
+    name += f"-seed{cfg['seed']}.json"
+    return Path(results_dir or RESULTS_DIR) / cfg["experiment"] / cfg["scale"] / name
+
+
+# ---------------------------------------------------------------------------
+# Building data and models from a config
+# ---------------------------------------------------------------------------
+def _build_data(cfg: dict) -> NoisyDataset:
+    d, seed = cfg["data"], cfg["seed"]
+    if d["kind"] == "gaussian":
+        xtr, ytr, xte, yte = make_gaussian(d["n_train"], d["n_test"], d["d"], d["mu"], seed=seed,
+                                           decay=d.get("decay", 0.0))
+        return NoisyDataset.with_noise(xtr, ytr, xte, yte, 2, cfg["noise"], seed, name="Gaussian toy")
+    if d["kind"] == "cifar10":
+        xtr, ytr, xte, yte, name = load_cifar10(d.get("root"))
+        # The subset is fixed (seed 0) so seeds vary noise, initialisation and order only.
+        tr = subset_per_class(ytr, d["n_train"], 0) if d["n_train"] < len(ytr) else torch.arange(len(ytr))
+        te = subset_per_class(yte, d["n_test"], 0) if d["n_test"] < len(yte) else torch.arange(len(yte))
+        return NoisyDataset.with_noise(xtr[tr], ytr[tr], xte[te], yte[te], 10, cfg["noise"], seed,
+                                       kind=d.get("noise_kind", "symmetric"), name=name)
+    raise ConfigError(f"unknown data kind {d['kind']!r}")
+
+
+def _build_model(cfg: dict, data: NoisyDataset) -> torch.nn.Module:
+    m = dict(cfg["model"])
+    name, init_scale = m.pop("name"), m.pop("init_scale", None)
+    if name in ("linear", "twolayer"):
+        m["d"] = data.x_train.shape[1]
+    torch.manual_seed(cfg["seed"])
+    model = build_model(name, **m)
+    if init_scale is not None:
+        # Every weight matrix N(0, s²/fan_in): the initial function has scale ~s.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0.0, init_scale / math.sqrt(p.shape[-1]))
+    return model
+
+
+def _train_config(cfg: dict) -> TrainConfig:
+    return TrainConfig(method=cfg["method"], rho=cfg["rho"], seed=cfg["seed"], **cfg["train"])
+
+
+# ---------------------------------------------------------------------------
+# Provenance
+# ---------------------------------------------------------------------------
+def code_version() -> str:
+    """Git commit of the code (``-dirty`` if samlib/ has uncommitted changes), else the package version."""
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "samlib"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return f"samlib {__version__}"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu: {cpu} ({torch.get_num_threads()} threads)"
+
+
+def run(cfg: dict, *, out: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
+        resume: bool = False, progress: bool = True, device: str | None = None, command: str | None = None) -> dict:
+    """Run one config; returns ``{config, history, best_test_acc, best_epoch, final_test_acc, provenance}``."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 parameters and perturbations; TF32 matmuls
+        torch.backends.cudnn.allow_tf32 = True
+    t0 = time.perf_counter()
+    data = _build_data(cfg)
+    model = _build_model(cfg, data)
+    summary = train(model, data, _train_config(cfg), checkpoint=checkpoint, resume=resume,
+                    progress=progress, device=dev)
+    result = {
+        "config": cfg,
+        **summary,
+        "provenance": {
+            "code_version": code_version(),
+            "samlib_version": __version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "device": device_name(dev),
+            "dataset": data.name,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.perf_counter() - t0, 3),
+            "command": command or "samlib.experiments.run",
+        },
+    }
+    if out is not None:
+        save_result(result, out)
+    return result
+
+
+def save_result(result: dict, path: str | os.PathLike):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)  # atomic: never a partial result file
+
+
+def load_result(path: str | os.PathLike) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _diff(a, b, prefix="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix[:-1]}: {b!r} in the file, {a!r} now"]
+
+
+def run_or_load(experiment: str | dict, scale: str | None = None, method: str = "sgd", rho: float | None = None,
+                noise: float | None = None, seed: int = 0, *, results_dir=None, save: bool | None = None,
+                progress: bool = True, **overrides) -> dict:
+    """The cached result for this config if ``results/`` has it, else run it.
+
+    A cached file whose config differs is refused (``StaleResultError``), never
+    silently used. ``save`` defaults to True except at ``smoke`` scale.
+    """
+    cfg = experiment if isinstance(experiment, dict) else make_config(
+        experiment, scale, method, rho, noise, seed, **overrides)
+    path = result_path(cfg, results_dir)
+    if path.is_file():
+        stored = load_result(path)
+        if stored["config"] != json.loads(json.dumps(cfg)):
+            raise StaleResultError(
+                f"{path} was produced by a different config ({'; '.join(_diff(cfg, stored['config'])[:3])}); "
+                f"re-run it with `python -m samlib run {cfg['experiment']} --scale {cfg['scale']} "
+                f"--method {cfg['method']} --rho {_fmt(cfg['rho'])} --seed {cfg['seed']}` or delete the file")
+        return stored
+    if save is None:
+        save = cfg["scale"] != "smoke"
+    return run(cfg, out=path if save else None, progress=progress, command="samlib.experiments.run_or_load")
+
+
+def compare_histories(a: dict, b: dict, ignore=("seconds",)) -> list[str]:
+    """Where two histories differ (exact comparison), ignoring wall-clock fields."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if k in ignore:
+            continue
+        if a.get(k) != b.get(k):
+            va, vb = a.get(k) or [], b.get(k) or []
+            i = next((i for i, (x, y) in enumerate(zip(va, vb)) if x != y), min(len(va), len(vb)))
+            out.append(f"{k} differs first at epoch {i}: "
+                       f"{va[i] if i < len(va) else 'missing'} vs {vb[i] if i < len(vb) else 'missing'}")
+    return out
+
+
+def verify(path: str | os.PathLike, progress: bool = True) -> tuple[bool, list[str]]:
+    """Re-run a stored result's config; (True, []) if the history is reproduced exactly."""
+    stored = load_result(path)
+    fresh = run(stored["config"], progress=progress, command=f"samlib verify {path}")
+    diffs = compare_histories(fresh["history"], stored["history"])
+    return not diffs, diffs
+
+
+def load_all(experiment: str, scale: str, results_dir=None) -> list[dict]:
+    """Every stored result of an experiment at a scale (sorted by file name)."""
+    folder = Path(results_dir or RESULTS_DIR) / experiment / scale
+    return [load_result(p) for p in sorted(folder.glob("*.json"))]
+
+
+def command_line() -> str:
+    return " ".join(["python -m samlib", *sys.argv[1:]])
