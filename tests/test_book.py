@@ -319,6 +319,17 @@ def test_student_notebooks_remove_every_solution(tmp_path):
         assert sum(c.source == "# Your answer here" for c in copy.cells) >= n_solution_code
 
 
+def test_student_notebooks_default_is_the_toc(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "student_notebooks.py"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.ipynb")) == sorted(
+        Path(d).name + ".ipynb" for d in NOTEBOOKS
+    )
+
+
 # --------------------------------------------------- the built site, if present
 
 needs_build = pytest.mark.skipif(
