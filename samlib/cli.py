@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    w = sub.add_parser("sweep", help="run every missing config of a chapter's grid into results/")
+    w.add_argument("experiment")
+    w.add_argument("--scale", default="cpu")
+    w.add_argument("--dry-run", action="store_true", help="list the configs and whether each is cached")
+
     v = sub.add_parser("verify", help="re-run a result file's config and compare the history")
     v.add_argument("result")
     v.add_argument("--quiet", action="store_true")
@@ -91,6 +96,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{cfg['experiment']} {cfg['method']} rho={cfg['rho']:g} seed={cfg['seed']}: "
                   f"best test acc {res['best_test_acc']:.4f} at epoch {res['best_epoch']}, "
                   f"final {res['final_test_acc']:.4f} ({res['provenance']['wall_time_s']:.1f} s) -> {out}")
+            return 0
+        if args.cmd == "sweep":
+            cfgs = E.sweep_configs(args.experiment, args.scale)
+            todo = [c for c in cfgs if not E.result_path(c).is_file()]
+            print(f"{args.experiment}/{args.scale}: {len(cfgs)} configs, {len(cfgs) - len(todo)} cached, {len(todo)} to run")
+            for i, cfg in enumerate(todo if not args.dry_run else []):
+                res = E.run(cfg, out=E.result_path(cfg), command=E.command_line())
+                print(f"[{i + 1}/{len(todo)}] {E.result_path(cfg).name}: best {res['best_test_acc']:.4f} "
+                      f"@ {res['best_epoch']}, {res['provenance']['wall_time_s']:.0f} s", flush=True)
+            if args.dry_run:
+                for c in cfgs:
+                    print(("cached " if E.result_path(c).is_file() else "missing ") + str(E.result_path(c)))
             return 0
         if args.cmd == "verify":
             ok, diffs = E.verify(args.result, progress=not args.quiet)
