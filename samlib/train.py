@@ -72,6 +72,10 @@ def _mean(v: torch.Tensor) -> float:
     return float(v.mean()) if v.numel() else float("nan")
 
 
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("nan")  # e.g. every noisy example fit to float precision
+
+
 def _probe_indices(data: NoisyDataset, size: int, seed: int) -> torch.Tensor:
     """A fixed probe: half clean, half noisy examples (as many as exist)."""
     g = torch.Generator().manual_seed(10_007 + seed)
@@ -102,7 +106,7 @@ def evaluate(model: nn.Module, data: NoisyDataset, loader: DeviceLoader, probe: 
     if per_example:
         gn = per_example_grad_norms(model, px, py)
         out["grad_norm_clean"], out["grad_norm_noisy"] = _mean(gn[~pn]), _mean(gn[pn])
-        out["grad_norm_ratio"] = out["grad_norm_clean"] / out["grad_norm_noisy"]
+        out["grad_norm_ratio"] = _ratio(out["grad_norm_clean"], out["grad_norm_noisy"])
     else:  # BatchNorm: per-example gradients are not defined in train mode; not recorded
         out["grad_norm_clean"] = out["grad_norm_noisy"] = out["grad_norm_ratio"] = float("nan")
     with torch.no_grad():
@@ -110,8 +114,8 @@ def evaluate(model: nn.Module, data: NoisyDataset, loader: DeviceLoader, probe: 
         out["head_norm"] = float(model.head.weight.norm())
     if cfg.probe_rho is not None and per_example:
         d0, d1 = logit_grad_norms(model, px, py, cfg.probe_rho)
-        out["logit_grad_ratio"] = _mean(d0[~pn]) / _mean(d0[pn])
-        out["logit_grad_ratio_perturbed"] = _mean(d1[~pn]) / _mean(d1[pn])
+        out["logit_grad_ratio"] = _ratio(_mean(d0[~pn]), _mean(d0[pn]))
+        out["logit_grad_ratio_perturbed"] = _ratio(_mean(d1[~pn]), _mean(d1[pn]))
     model.train(was_training)
     return out
 
