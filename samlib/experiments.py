@@ -54,7 +54,8 @@ _TOY_DATA = {"kind": "gaussian", "n_train": 200, "n_test": 2000, "d": 400, "mu":
 # Our choice (the paper does not give its recipe): isotropic data, d = 2n, and a random
 # initialisation of norm ~3 so that GD has to travel (from w = 0 one GD step is already
 # the class-mean classifier). The chapter also runs the w = 0 case.
-_TOY_TRAIN = {"batch_size": None, "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0, "probe_size": 10_000}
+_TOY_TRAIN = {"batch_size": None, "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0, "probe_size": 10_000,
+              "update_norms": True}
 
 _PAPER_RHO = {"sam": 0.01, "1sam": 0.01, "lsam": 0.01, "jsam": 0.01}  # the paper's protocol
 
@@ -262,7 +263,12 @@ def _train_config(cfg: dict) -> TrainConfig:
 # Provenance
 # ---------------------------------------------------------------------------
 def code_version() -> str:
-    """Git commit of the code (``-dirty`` if samlib/ has uncommitted changes), else the package version."""
+    """Git commit of the code this process imported (``-dirty`` if samlib/ had uncommitted
+    changes then), else the package version."""
+    return _CODE_VERSION
+
+
+def _git_version() -> str:
     try:
         sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
@@ -271,6 +277,9 @@ def code_version() -> str:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return f"samlib {__version__}"
+
+
+_CODE_VERSION = _git_version()  # at import: the code actually loaded, even if the tree changes later
 
 
 def device_name(device: torch.device) -> str:

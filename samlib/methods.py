@@ -52,6 +52,7 @@ __all__ = [
     "gradient",
     "per_example_grad_norms",
     "logit_grad_norms",
+    "per_example_update_norms",
     "loss_per_example",
     "logit_grad",
     "SAM",
@@ -215,16 +216,17 @@ def _single(model, buffers):
     return f
 
 
-def _per_example_func(model, params, x, y, method, rho, chunk_size=32):
-    p0 = {n: v.detach() for n, v in params.items()}
-    buffers = {n: b.detach() for n, b in model.named_buffers()}
-    f = _single(model, buffers)
+def _func_rule(model, p0, method, rho):
+    """rule_i(p, x_i, y_i): example i's direction under ``method``, for vmap."""
+    f = _single(model, {n: b.detach() for n, b in model.named_buffers()})
 
     def loss_i(p, xi, yi):
         return loss_per_example(f(p, xi).unsqueeze(0), yi.unsqueeze(0)).squeeze(0)
 
     def rule_i(p, xi, yi):
         g = grad(loss_i)(p, xi, yi)
+        if method in ("sgd", "sam", "regsgd"):
+            return g
         sq = sum(v.pow(2).sum() for v in g.values())
         norm = sq.sqrt()
         # Branch-free zero guard (vmap cannot branch on data).
@@ -233,7 +235,7 @@ def _per_example_func(model, params, x, y, method, rho, chunk_size=32):
         if method == "1sam":
             return grad(loss_i)(pe, xi, yi)
         if method == "lsam":
-            zi, pullback = vjp(lambda q: f(q, xi), p)
+            _, pullback = vjp(lambda q: f(q, xi), p)
             delta_pert = logit_grad(f(pe, xi).unsqueeze(0), yi.unsqueeze(0)).squeeze(0)
             return pullback(delta_pert)[0]
         # jsam
@@ -241,16 +243,44 @@ def _per_example_func(model, params, x, y, method, rho, chunk_size=32):
         _, pullback = vjp(lambda q: f(q, xi), pe)
         return pullback(delta)[0]
 
-    n = x.shape[0]
-    step = n if not chunk_size else chunk_size
+    return rule_i
+
+
+def _chunks(n, chunk_size):
+    step = chunk_size or n
+    return [(s, min(s + step, n)) for s in range(0, n, step)]
+
+
+def _per_example_func(model, params, x, y, method, rho, chunk_size=32):
+    p0 = {n: v.detach() for n, v in params.items()}
+    rule_i = _func_rule(model, p0, method, rho)
     total = {k: torch.zeros_like(v) for k, v in p0.items()}
-    for s in range(0, n, step):
-        out = vmap(rule_i, in_dims=(None, 0, 0))(p0, x[s:s + step], y[s:s + step])
+    for s, e in _chunks(x.shape[0], chunk_size):
+        out = vmap(rule_i, in_dims=(None, 0, 0))(p0, x[s:e], y[s:e])
         for k in total:
             total[k] += out[k].sum(0)
     with torch.no_grad():
         loss = loss_per_example(model(x), y).mean()
-    return {k: v / n for k, v in total.items()}, loss
+    return {k: v / x.shape[0] for k, v in total.items()}, loss
+
+
+def per_example_update_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, rho: float,
+                             chunk_size: int = 32) -> torch.Tensor:
+    """‖u_i‖ for the per-example direction u_i that ``method`` applies to example i.
+
+    SGD (and SAM, regsgd): ∇ℓ_i(w). 1-SAM: ∇ℓ_i(w + ε_i); L-SAM: J_i(w)ᵀδ_i(w + ε_i);
+    J-SAM: J_i(w + ε_i)ᵀδ_i(w). Their clean/noisy ratio is how much the rule
+    weighs clean against noisy examples. Uses the torch.func reference path.
+    """
+    _check_inputs(model, x, y, method, rho, "func")
+    p0 = {n: v.detach() for n, v in _named_trainable(model).items()}
+    rule_i = _func_rule(model, p0, method, rho)
+    norms = []
+    with _preserved_buffers(model):
+        for s, e in _chunks(x.shape[0], chunk_size):
+            out = vmap(rule_i, in_dims=(None, 0, 0))(p0, x[s:e], y[s:e])
+            norms.append(sum(v.flatten(1).pow(2).sum(1) for v in out.values()).sqrt())
+    return torch.cat(norms)
 
 
 # --------------------------------------------------------------------------

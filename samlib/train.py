@@ -20,7 +20,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .data import DeviceLoader, NoisyDataset
-from .methods import PER_EXAMPLE, SAM, logit_grad_norms, loss_per_example, per_example_grad_norms
+from .methods import SAM, logit_grad_norms, loss_per_example, per_example_grad_norms, per_example_update_norms
 
 __all__ = ["TrainConfig", "train", "evaluate", "TrainingDiverged", "HISTORY_KEYS"]
 
@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     probe_size: int = 512
     probe_rho: float | None = None  # ρ for the logit-scale diagnostic; None skips it
+    update_norms: bool = False  # also record norms of the rule's own per-example directions
     eval_batch: int = 1000
     chunk_size: int | None = 32
     extra: dict = field(default_factory=dict)
@@ -109,6 +110,10 @@ def evaluate(model: nn.Module, data: NoisyDataset, loader: DeviceLoader, probe: 
         out["grad_norm_ratio"] = _ratio(out["grad_norm_clean"], out["grad_norm_noisy"])
     else:  # BatchNorm: per-example gradients are not defined in train mode; not recorded
         out["grad_norm_clean"] = out["grad_norm_noisy"] = out["grad_norm_ratio"] = float("nan")
+    if cfg.update_norms and per_example:
+        un = per_example_update_norms(model, px, py, cfg.method, cfg.rho)
+        out["update_norm_clean"], out["update_norm_noisy"] = _mean(un[~pn]), _mean(un[pn])
+        out["update_norm_ratio"] = _ratio(out["update_norm_clean"], out["update_norm_noisy"])
     with torch.no_grad():
         out["feature_norm"] = float(model.features(px).flatten(1).norm(dim=1).mean())
         out["head_norm"] = float(model.head.weight.norm())

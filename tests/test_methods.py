@@ -225,3 +225,16 @@ def test_sam_optimizer_step_is_base_step_on_rule_direction(f64):
         base.step()
     for (n, p), q in zip(model.named_parameters(), ref.parameters()):
         torch.testing.assert_close(p, q, msg=n)
+
+
+def test_update_norms_match_linear_closed_form(f64):
+    """For wᵀx the 1-SAM per-example direction has norm σ(−m_i + ρ‖x_i‖)‖x_i‖."""
+    torch.manual_seed(8)
+    model = LinearModel(5)
+    x, y = torch.randn(10, 5), torch.randint(0, 2, (10,))
+    w, t = model.head.weight.detach()[0], 2.0 * y - 1
+    for rho in (0.0, 0.6):
+        got = M.per_example_update_norms(model, x, y, "1sam", rho)
+        want = T.linear_1sam_weight(t * (x @ w), rho, x.norm(dim=1)) * x.norm(dim=1)
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(M.per_example_update_norms(model, x, y, "sgd", 0.0), M.per_example_grad_norms(model, x, y))
