@@ -57,6 +57,7 @@ _TOY_DATA = {"kind": "gaussian", "n_train": 200, "n_test": 2000, "d": 400, "mu":
 _TOY_TRAIN = {"batch_size": None, "lr": 0.5, "momentum": 0.0, "weight_decay": 0.0, "probe_size": 10_000,
               "update_norms": True}
 
+_TL_TRAIN = {**_TOY_TRAIN, "lr": 0.1, "update_norms": False}
 _PAPER_RHO = {"sam": 0.01, "1sam": 0.01, "lsam": 0.01, "jsam": 0.01}  # the paper's protocol
 
 EXPERIMENTS: dict[str, dict] = {
@@ -77,16 +78,16 @@ EXPERIMENTS: dict[str, dict] = {
     "twolayer": {
         "doc": "Two-layer linear network f = vᵀWx on the toy Gaussian data.",
         "methods": METHODS,
-        "rho": {"sam": 0.5, "1sam": 0.5, "lsam": 0.5, "jsam": 0.5},
-        "regsgd": {"act_penalty": 0.01, "weight_penalty": 0.01, "squared": True},
+        "rho": {"sam": 0.1, "1sam": 0.1, "lsam": 0.1, "jsam": 0.1},
+        "regsgd": {"act_penalty": 0.001, "weight_penalty": 0.001, "squared": True},
         "noise": 0.2,
         "scales": {
             "smoke": {"data": {**_TOY_DATA, "n_train": 60, "n_test": 200, "d": 120},
-                      "model": {"name": "twolayer", "h": 16, "init_scale": 1.0}, "train": {**_TOY_TRAIN, "epochs": 20, "lr": 0.1}},
+                      "model": {"name": "twolayer", "h": 16, "init_scale": 1.0}, "train": {**_TL_TRAIN, "epochs": 20}},
             "cpu": {"data": _TOY_DATA, "model": {"name": "twolayer", "h": 50, "init_scale": 1.0},
-                    "train": {**_TOY_TRAIN, "epochs": 300, "lr": 0.1}},
+                    "train": {**_TL_TRAIN, "epochs": 300}},
             "gpu": {"data": {**_TOY_DATA, "n_train": 2000, "d": 4000, "n_test": 10_000},
-                    "model": {"name": "twolayer", "h": 200, "init_scale": 1.0}, "train": {**_TOY_TRAIN, "epochs": 1000, "lr": 0.1}},
+                    "model": {"name": "twolayer", "h": 200, "init_scale": 1.0}, "train": {**_TL_TRAIN, "epochs": 1000}},
         },
     },
     "decomposition": {
@@ -147,7 +148,9 @@ SWEEPS: dict[str, list[dict]] = {
         {"method": "sgd", "seeds": range(5), "overrides": {"lr": 2.0, "epochs": 1500}, "scales": ("cpu",)},
     ],
     "twolayer": [
-        {"method": m, "seeds": range(5)} for m in ("sgd", "1sam", "lsam", "jsam", "regsgd")
+        *({"method": m, "seeds": range(5)} for m in ("sgd", "1sam", "lsam", "jsam", "regsgd")),
+        {"method": "regsgd", "seeds": range(5), "overrides": {"act_penalty": 0.01, "weight_penalty": 0.01}},
+        {"method": "jsam", "rho": [0.2], "seeds": [0]},  # too large: collapses (an exercise)
     ],
     "decomposition": [
         {"method": "sgd", "seeds": range(3)},
