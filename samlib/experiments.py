@@ -462,3 +462,20 @@ def sweep(experiment: str, scale: str, *, results_dir=None, progress: bool = Tru
     cfgs = sweep_configs(experiment, scale)
     return [run_or_load(c, results_dir=results_dir, save=save, progress=False)
             for c in tqdm(cfgs, desc=f"{experiment}/{scale}", disable=not progress, leave=False)]
+
+
+def select(results: list[dict], **where) -> list[dict]:
+    """The results whose config matches every ``key=value`` given (e.g. method="sgd", variant="")."""
+    return [r for r in results if all(r["config"].get(k) == v for k, v in where.items())]
+
+
+def memorisation_epoch(history: dict) -> int | None:
+    """First epoch at which more than half of the noisy examples that were *not* fit at
+    initialisation are fit: (a_t − a_0)/(1 − a_0) > 1/2, with a_t the noisy-train accuracy.
+
+    From w = 0 (a_0 = 0) this is the first epoch fitting over half the noisy labels; from a
+    random initialisation, which fits about half of them by chance, it discounts that luck.
+    """
+    acc = history["train_acc_noisy"]
+    a0 = acc[0]
+    return next((e for e, a in zip(history["epoch"], acc) if a0 < 1 and (a - a0) / (1 - a0) > 0.5), None)

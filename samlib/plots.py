@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
@@ -34,7 +36,9 @@ def curves(ax, results: list[dict], metric: str, *, color=None, label_=None, per
     """Mean over the given runs (seeds) of ``metric`` per epoch, with a ±1 std band."""
     epochs, arr = _stack(results, metric)
     scale = 100.0 if percent else 1.0
-    mean, std = np.nanmean(arr, 0) * scale, np.nanstd(arr, 0) * scale
+    with warnings.catch_warnings():  # epochs where a ratio is undefined (NaN) for every seed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, std = np.nanmean(arr, 0) * scale, np.nanstd(arr, 0) * scale
     (line,) = ax.plot(epochs, mean, color=color, label=label_, **kw)
     if len(results) > 1:
         ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
