@@ -65,16 +65,17 @@ __all__ = [
 def loss_per_example(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """ℓ_i: cross-entropy for C ≥ 2 logits, logistic loss for one logit (labels 0/1)."""
     if logits.shape[-1] == 1:
-        return F.binary_cross_entropy_with_logits(
-            logits.squeeze(-1), y.to(logits.dtype), reduction="none"
-        )
+        # softplus(−t z), t = ±1: its gradient −t σ(−t z) keeps full relative precision even
+        # at large margins, where σ(z) − y would cancel.
+        return F.softplus(-(2.0 * y.to(logits.dtype) - 1) * logits.squeeze(-1))
     return F.cross_entropy(logits, y, reduction="none")
 
 
 def logit_grad(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """δ_i = ∂ℓ_i/∂z_i, same shape as ``logits``."""
     if logits.shape[-1] == 1:
-        return torch.sigmoid(logits) - y.to(logits.dtype).unsqueeze(-1)
+        t = (2.0 * y.to(logits.dtype) - 1).unsqueeze(-1)
+        return -t * torch.sigmoid(-t * logits)  # = σ(z) − y without cancellation
     return torch.softmax(logits, dim=-1) - F.one_hot(y, logits.shape[-1]).to(logits.dtype)
 
 

@@ -12,7 +12,7 @@ from .plots import set_style
 __all__ = ["setup", "glue"]
 
 
-def setup(scale: str) -> str:
+def setup(scale: str) -> None:
     """Check the scale, set the figure style and say where this notebook runs."""
     if scale not in SCALES:
         raise ValueError(f"SAMLIB_SCALE={scale!r} is not a scale; choose one of {', '.join(SCALES)}")
@@ -27,7 +27,6 @@ def setup(scale: str) -> str:
               "anything missing runs on the CPU).")
     if "SAMLIB_CIFAR10" in os.environ:
         print(f"CIFAR-10 from {os.environ['SAMLIB_CIFAR10']}")
-    return scale
 
 
 def glue(name: str, value, display: bool = False):
@@ -35,6 +34,5 @@ def glue(name: str, value, display: bool = False):
     try:
         from myst_nb import glue as _glue
     except ImportError:
-        return value
+        return
     _glue(name, value, display=display)
-    return value

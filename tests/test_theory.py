@@ -7,10 +7,11 @@ from samlib import theory as T
 from samlib.models import TwoLayerLinear
 
 
-@pytest.mark.parametrize("seed", range(25))
+@pytest.mark.parametrize("seed", range(60))
 def test_twolayer_jsam_closed_form(f64, seed):
+    """Includes large margins (|f| ~ 30), where a naive σ(z) − y loses all relative precision."""
     g = torch.Generator().manual_seed(seed)
-    d, h = int(torch.randint(2, 12, (1,), generator=g)), int(torch.randint(1, 10, (1,), generator=g))
+    d, h = int(torch.randint(2, 30, (1,), generator=g)), int(torch.randint(1, 30, (1,), generator=g))
     rho = float(torch.rand(1, generator=g)) * 2
     model = TwoLayerLinear(d, h)
     with torch.no_grad():
@@ -40,3 +41,17 @@ def test_linear_weight_ratio_increases_with_margin():
         big = torch.tensor([-40.0, 40.0])
         r = T.linear_1sam_weight(big, rho, torch.tensor(1.0)) / torch.sigmoid(-big)
         torch.testing.assert_close(r, torch.tensor([1.0, float(torch.exp(torch.tensor(rho)))]), rtol=1e-4, atol=1e-4)
+
+
+def test_large_margin_keeps_relative_precision(f64):
+    """At margin 35, σ(−m) ≈ 6e-16: a naive σ(z) − y would return 0 or noise."""
+    from samlib.models import LinearModel
+
+    model = LinearModel(2)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.tensor([[35.0, 0.0]]))
+    x, y = torch.tensor([[1.0, 0.5]]), torch.tensor([1])
+    w, t = model.head.weight.detach()[0], torch.tensor([1.0])
+    for method, want in (("sgd", T.linear_sgd_direction(w, x, t)), ("1sam", T.linear_1sam_direction(w, x, t, 0.3))):
+        got = M.gradient(model, x, y, method, 0.3)["head.weight"][0]
+        assert ((got - want).norm() / want.norm()) <= 1e-10, method
