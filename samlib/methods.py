@@ -179,10 +179,19 @@ def _direction(model, x, y, method, rho=0.0, *, act_penalty=0.0, weight_penalty=
     # sam: one global L2 norm over all parameters; a zero gradient means no step away.
     norm = torch.sqrt(sum(gi.pow(2).sum() for gi in g))
     scale = rho / norm if norm > 0 else 0.0
-    perturbed = {n: p + scale * gi for (n, p), gi in zip(params.items(), g)}
-    with _preserved_buffers(model):
-        loss_p = loss_per_example(functional_call(model, perturbed, (x,)), y).mean()
-        g_p = torch.autograd.grad(loss_p, list(params.values()))
+    plist = list(params.values())
+    saved = [p.detach().clone() for p in plist]
+    try:
+        with torch.no_grad():  # perturb in place (cheaper than functional_call) ...
+            for p, gi in zip(plist, g):
+                p.add_(scale * gi)
+        with _preserved_buffers(model):
+            loss_p = loss_per_example(model(x), y).mean()
+            g_p = torch.autograd.grad(loss_p, plist)
+    finally:
+        with torch.no_grad():  # ... and restore the saved copies exactly
+            for p, v in zip(plist, saved):
+                p.copy_(v)
     return dict(zip(params, g_p)), loss.detach()
 
 
