@@ -87,10 +87,24 @@ def cpu_peak_memory(model_name: str, batch: int = 128, rules=RULES) -> dict:
     return {r: max(0.0, _cpu_peak_mb(model_name, r, batch) - base) for r in rules}
 
 
+def default_path(device_type: str):
+    from .experiments import RESULTS_DIR
+
+    return RESULTS_DIR / "bench" / f"{'gpu' if device_type == 'cuda' else 'cpu'}.json"
+
+
+def load_all() -> list[dict]:
+    """Every stored benchmark (results/bench/*.json)."""
+    from .experiments import RESULTS_DIR
+
+    return [json.loads(p.read_text()) for p in sorted((RESULTS_DIR / "bench").glob("*.json"))]
+
+
 def main(steps: int = 10, models=("mlp", "smallcnn"), device=None, out=None) -> int:
     from .experiments import code_version, device_name
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = out or default_path(dev.type)
     t0 = time.perf_counter()
     rows = []
     for m in models:

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=10)
     b.add_argument("--models", default="mlp,smallcnn", help="comma list of mlp, smallcnn, resnet18, fastnet")
     b.add_argument("--device", default=None)
-    b.add_argument("--out", default=None)
+    b.add_argument("--out", default=None, help="JSON file (default: results/bench/cpu.json or gpu.json)")
     return p
 
 

@@ -123,7 +123,10 @@ EXPERIMENTS: dict[str, dict] = {
             "cpu": {"data": {"kind": "cifar10", "n_train": 4000, "n_test": 2000},
                     "model": {"name": "smallcnn", "widths": [16, 32, 64], "num_classes": 10},
                     "train": {"epochs": 20, "batch_size": 128, "lr": 0.05, "augment": False, "probe_size": 256}},
-            "colab": {"rho": _PAPER_RHO, "data": {"kind": "cifar10", "n_train": 50_000, "n_test": 10_000},
+            # Sized to fit the six-rule comparison in one free Colab T4 session: an estimate,
+            # not a measurement (see the chapter); `python -m samlib bench --models resnet18`
+            # measures the throughput on the GPU at hand.
+            "colab": {"rho": _PAPER_RHO, "data": {"kind": "cifar10", "n_train": 20_000, "n_test": 10_000},
                       "model": {"name": "resnet18", "norm": "gn", "num_classes": 10},
                       "train": {"epochs": 15, "batch_size": 128, "lr": 0.01, "augment": True, "probe_size": 512}},
             "gpu": {"rho": _PAPER_RHO, "data": {"kind": "cifar10", "n_train": 50_000, "n_test": 10_000},
@@ -168,8 +171,13 @@ SWEEPS: dict[str, list[dict]] = {
 _TOP = ("experiment", "scale", "method", "rho", "noise", "seed")
 
 
+_OPTIONAL = {"noise_kind": "data", "root": "data", "norm": "model"}  # settings a preset may leave out
+
+
 def _find_section(cfg: dict, key: str) -> str:
     hits = [s for s in ("data", "model", "train") if key in cfg[s]]
+    if not hits and key in _OPTIONAL:
+        hits = [_OPTIONAL[key]]
     if key in TrainConfig.__dataclass_fields__ and key not in ("method", "rho", "seed"):
         hits = hits or ["train"]
     if len(hits) != 1:
