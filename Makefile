@@ -8,7 +8,12 @@ STAMP  := $(VENV)/.installed
 # pulls a multi-GB CUDA build to satisfy the range in pyproject.toml.
 TORCH  ?= torch==2.13.0
 
-.PHONY: env book test smoke-notebooks bench student check-site clean
+# The offline CIFAR-10 copy, where a checkout has one beside it (CI, our dev machines);
+# elsewhere samlib downloads the dataset with torchvision when an experiment needs it.
+SAMLIB_CIFAR10 ?= $(abspath $(wildcard ../shared/data/cifar10-jpeg/cifar10_jpeg.npz))
+export SAMLIB_CIFAR10
+
+.PHONY: env book test bench student check-site clean
 
 env: $(STAMP)
 
@@ -20,21 +25,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-## Build the HTML book into _build/html (warnings are errors).
+## Build the HTML book into _build/html (warnings are errors). jupyter-cache re-runs a
+## notebook only when its code changes, so the cache is dropped when samlib/ or results/ do.
 book: $(STAMP)
+	@if [ -d .jupyter_cache ] && [ -n "$$(find samlib results -newer .jupyter_cache -print -quit)" ]; then \
+		echo "samlib/ or results/ changed: re-executing every chapter"; rm -rf .jupyter_cache; fi
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@touch .jupyter_cache
 
-## Run the test suite (unit tests + every notebook at smoke scale).
+## Run the test suite: unit tests, then every chapter notebook at smoke scale (nbmake).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	SAMLIB_SCALE=smoke $(PY) -m pytest -q --nbmake --nbmake-timeout=900 tests notebooks
 
 bench: $(STAMP)
 	$(PY) -m samlib bench
 
 student: $(STAMP)
-	$(PY) tools/student_notebooks.py
+	$(PY) tools/student_notebooks.py --out build/student
 
 check-site: $(STAMP)
+	$(PY) -m pip install -q -e ".[browser]"
 	$(PY) tools/check_site.py _build/html
 
 clean:

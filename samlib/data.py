@@ -193,7 +193,7 @@ def cifar10_source(root: str | os.PathLike | None = None) -> tuple[str, Path]:
     archive in our JPEG format, or a folder holding it or ``cifar-10-batches-py``.
     With neither, torchvision downloads the real dataset into the cache folder.
     """
-    root = root or os.environ.get("SAMLIB_CIFAR10")
+    root = root or os.environ.get("SAMLIB_CIFAR10") or None  # an empty variable counts as unset
     if root is None:
         return "download", _cache_dir() / "torchvision"
     p = Path(root).expanduser()
