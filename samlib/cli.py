@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from . import experiments as E
@@ -42,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("experiment")
     w.add_argument("--scale", default="cpu")
     w.add_argument("--dry-run", action="store_true", help="list the configs and whether each is cached")
+    w.add_argument("--reverse", action="store_true",
+                   help="work from the end of the grid (a second worker; runs in progress are skipped)")
 
     v = sub.add_parser("verify", help="re-run a result file's config and compare the history")
     v.add_argument("result")
@@ -101,9 +104,22 @@ def main(argv: list[str] | None = None) -> int:
             cfgs = E.sweep_configs(args.experiment, args.scale)
             todo = [c for c in cfgs if not E.result_path(c).is_file()]
             print(f"{args.experiment}/{args.scale}: {len(cfgs)} configs, {len(cfgs) - len(todo)} cached, {len(todo)} to run")
-            for i, cfg in enumerate(todo if not args.dry_run else []):
-                res = E.run(cfg, out=E.result_path(cfg), command=E.command_line())
-                print(f"[{i + 1}/{len(todo)}] {E.result_path(cfg).name}: best {res['best_test_acc']:.4f} "
+            for i, cfg in enumerate((todo[::-1] if args.reverse else todo) if not args.dry_run else []):
+                path = E.result_path(cfg)
+                lock = path.with_suffix(".lock")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:  # another worker may hold this config
+                    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    continue
+                try:
+                    if path.is_file():
+                        continue
+                    res = E.run(cfg, out=path, command=E.command_line())
+                finally:
+                    os.close(fd)
+                    lock.unlink()
+                print(f"[{i + 1}/{len(todo)}] {path.name}: best {res['best_test_acc']:.4f} "
                       f"@ {res['best_epoch']}, {res['provenance']['wall_time_s']:.0f} s", flush=True)
             if args.dry_run:
                 for c in cfgs:
