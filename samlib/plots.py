@@ -32,7 +32,7 @@ def _stack(results, metric):
     return np.array(results[0]["history"]["epoch"]), arr
 
 
-def curves(ax, results: list[dict], metric: str, *, color=None, label_=None, percent=True, peak=True, **kw):
+def curves(ax, results: list[dict], metric: str, *, color=None, label_=None, percent=True, peak=True, band=True, **kw):
     """Mean over the given runs (seeds) of ``metric`` per epoch, with a ±1 std band."""
     epochs, arr = _stack(results, metric)
     scale = 100.0 if percent else 1.0
@@ -40,7 +40,7 @@ def curves(ax, results: list[dict], metric: str, *, color=None, label_=None, per
         warnings.simplefilter("ignore", RuntimeWarning)
         mean, std = np.nanmean(arr, 0) * scale, np.nanstd(arr, 0) * scale
     (line,) = ax.plot(epochs, mean, color=color, label=label_, **kw)
-    if len(results) > 1:
+    if band and len(results) > 1:
         ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
     if peak:
         mark_peak(ax, epochs, mean, line.get_color())
