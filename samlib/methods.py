@@ -280,17 +280,43 @@ def per_example_update_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
     SGD (and SAM, regsgd): ∇ℓ_i(w). 1-SAM: ∇ℓ_i(w + ε_i); L-SAM: J_i(w)ᵀδ_i(w + ε_i);
     J-SAM: J_i(w + ε_i)ᵀδ_i(w). Their clean/noisy ratio is how much the rule
-    weighs clean against noisy examples. Uses the torch.func reference path.
+    weighs clean against noisy examples.
     """
     _check_inputs(model, x, y, method, rho, "func")
-    p0 = {n: v.detach() for n, v in _named_trainable(model).items()}
-    rule_i = _func_rule(model, p0, method, rho)
-    norms = []
     with _preserved_buffers(model):
+        if method not in PER_EXAMPLE:
+            return per_example_grad_norms(model, x, y)
+        if _fast_supported(model):
+            try:
+                return _update_norms_fast(model, x, y, method, rho)
+            except _SharedLayer:
+                pass
+        p0 = {n: v.detach() for n, v in _named_trainable(model).items()}
+        rule_i = _func_rule(model, p0, method, rho)
+        norms = []
         for s, e in _chunks(x.shape[0], chunk_size):
             out = vmap(rule_i, in_dims=(None, 0, 0))(p0, x[s:e], y[s:e])
             norms.append(sum(v.flatten(1).pow(2).sum(1) for v in out.values()).sqrt())
-    return torch.cat(norms)
+        return torch.cat(norms)
+
+
+def _update_norms_fast(model, x, y, method, rho):
+    """Per-example norms of the rule's direction from each layer's (input, output gradient)."""
+    z, _, grads = _layer_grads(model, x, y, create_graph_for_logits=method == "lsam")
+    c = _scale_from_sqnorm(sum(g.sqnorm() for g in grads), rho)
+    if method == "lsam":  # δ at w + ε_i, pulled back through the network at w
+        with torch.no_grad():
+            d_pert = logit_grad(_perturbed_forward(model, x, grads, c), y)
+        layers = [g.m for g in grads]
+        outs = [g.out for g in grads]
+        ds = torch.autograd.grad((z * d_pert).sum(), outs)
+        return sum(_LayerGrad(m, g.inp, d).sqnorm() for m, g, d in zip(layers, grads, ds)).sqrt().detach()
+    record = {}
+    zp = _perturbed_forward(model, x, grads, c, record=record)
+    seed = loss_per_example(zp, y).sum() if method == "1sam" else (zp * logit_grad(z.detach(), y)).sum()
+    layers = list(record)
+    ds = torch.autograd.grad(seed, [record[m][1] for m in layers])
+    return sum(_LayerGrad(m, record[m][0], d).sqnorm() for m, d in zip(layers, ds)).sqrt().detach()
 
 
 # --------------------------------------------------------------------------
@@ -372,8 +398,8 @@ def _conv_unfold(m: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
 class _LayerGrad:
     """Per-example gradient of one layer in a compact form, and its use at w + ε_i."""
 
-    def __init__(self, m: nn.Module, a: torch.Tensor, d: torch.Tensor):
-        self.m = m
+    def __init__(self, m: nn.Module, a: torch.Tensor, d: torch.Tensor, out: torch.Tensor | None = None):
+        self.m, self.inp, self.out = m, a, out
         a, d = a.detach(), d.detach()
         self.has_bias = getattr(m, "bias", None) is not None and m.bias.requires_grad
         self.w_grad = m.weight.requires_grad
@@ -456,7 +482,7 @@ def _layer_grads(model, x, y, create_graph_for_logits=False):
     outs = [record[m][1] for m in layers]
     # Sum, not mean: each example's own loss, so δ at every layer is per example.
     ds = torch.autograd.grad(losses.sum(), outs, retain_graph=create_graph_for_logits)
-    grads = [_LayerGrad(m, record[m][0], d) for m, d in zip(layers, ds)]
+    grads = [_LayerGrad(m, record[m][0], d, record[m][1]) for m, d in zip(layers, ds)]
     return z, losses, grads
 
 
@@ -464,11 +490,16 @@ class _SharedLayer(Exception):
     pass
 
 
-def _perturbed_forward(model, x, grads, c):
+def _perturbed_forward(model, x, grads, c, record: dict | None = None):
+    """Forward at w + ε_i (each example its own perturbation); ``record`` gets each layer's
+    (input, perturbed output)."""
     by_layer = {g.m: g for g in grads}
 
     def hook(m, inp, out):
-        return out + by_layer[m].perturbation(inp[0], c)
+        out = out + by_layer[m].perturbation(inp[0], c)
+        if record is not None:
+            record[m] = (inp[0], out)
+        return out
 
     with _hooks(list(by_layer), hook):
         return model(x)

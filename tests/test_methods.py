@@ -238,3 +238,14 @@ def test_update_norms_match_linear_closed_form(f64):
         want = T.linear_1sam_weight(t * (x @ w), rho, x.norm(dim=1)) * x.norm(dim=1)
         torch.testing.assert_close(got, want)
     torch.testing.assert_close(M.per_example_update_norms(model, x, y, "sgd", 0.0), M.per_example_grad_norms(model, x, y))
+
+
+@pytest.mark.parametrize("method", M.METHODS)
+@pytest.mark.parametrize("case", ["mlp", "cnn-gn"])
+def test_update_norms_fast_equals_reference(f64, method, case):
+    model, x, y = _mlp_batch() if case == "mlp" else _cnn_batch("gn")
+    fast = M.per_example_update_norms(model, x, y, method, 0.4)
+    p0 = {n: v.detach() for n, v in model.named_parameters()}
+    rule_i = M._func_rule(model, p0, method, 0.4)
+    ref = torch.stack([torch.sqrt(sum(v.pow(2).sum() for v in rule_i(p0, x[i], y[i]).values())) for i in range(len(x))])
+    torch.testing.assert_close(fast, ref)
