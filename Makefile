@@ -28,10 +28,11 @@ $(STAMP): pyproject.toml
 ## Build the HTML book into _build/html (warnings are errors). jupyter-cache re-runs a
 ## notebook only when its code changes, so the cache is dropped when samlib/ or results/ do.
 book: $(STAMP)
-	@if [ -d .jupyter_cache ] && [ -n "$$(find samlib results -newer .jupyter_cache -print -quit)" ]; then \
-		echo "samlib/ or results/ changed: re-executing every chapter"; rm -rf .jupyter_cache; fi
+	@if [ -d .jupyter_cache ] && { [ -n "$$(find samlib results -newer .jupyter_cache -print -quit)" ] || \
+		[ "$$(cat .jupyter_cache/.scale 2>/dev/null)" != "$${SAMLIB_SCALE:-cpu}" ]; }; then \
+		echo "samlib/, results/ or SAMLIB_SCALE changed: re-executing every chapter"; rm -rf .jupyter_cache; fi
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
-	@touch .jupyter_cache
+	@echo "$${SAMLIB_SCALE:-cpu}" > .jupyter_cache/.scale; touch .jupyter_cache
 
 ## Run the test suite: unit tests, then every chapter notebook at smoke scale (nbmake).
 test: $(STAMP)
