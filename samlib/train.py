@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -53,7 +53,6 @@ class TrainConfig:
     update_norms: bool = False  # also record norms of the rule's own per-example directions
     eval_batch: int = 1000
     chunk_size: int | None = 32
-    extra: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
