@@ -1,16 +1,19 @@
 """Per-step cost of every rule: ``python -m samlib bench``.
 
-One process, the rules interleaved round by round so that drift (thermal,
-other load) hits all alike; the median of ``steps`` timed steps after warm-up.
-Peak memory: on CUDA ``max_memory_allocated`` per rule; on CPU the peak
-resident set of a fresh process that runs three steps of that rule, minus the
-same process running none (a process-wide peak is the only honest CPU figure).
+One process, the rules interleaved round by round, in a fresh random order each
+round (so that drift hits all alike and no rule always follows the slow
+per-example loop, which leaves caches cold); the median of ``steps`` timed steps after warm-up. Peak memory:
+on CUDA ``max_memory_allocated`` per rule; on CPU the peak resident set of a
+fresh process that runs three steps of that rule, next to the same process
+running one forward pass ("baseline"): a process-wide peak is the only honest
+CPU figure.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -60,8 +63,9 @@ def time_rules(model_name: str, steps: int = 10, batch: int = 128, device=None, 
             _call(model, x, y, r)
             _sync(device)
             mem[r] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    rng = random.Random(0)
     for _ in range(steps):
-        for r in rules:  # interleaved
+        for r in rng.sample(rules, len(rules)):  # interleaved, in a new order each round
             _sync(device)
             t0 = time.perf_counter()
             _call(model, x, y, r)
@@ -83,8 +87,8 @@ def _cpu_peak_mb(model_name: str, rule: str, batch: int) -> float:
 
 
 def cpu_peak_memory(model_name: str, batch: int = 128, rules=RULES) -> dict:
-    base = _cpu_peak_mb(model_name, "none", batch)
-    return {r: max(0.0, _cpu_peak_mb(model_name, r, batch) - base) for r in rules}
+    """Peak RSS (MB) of a fresh process per rule, and of one running a forward pass only."""
+    return {"baseline": _cpu_peak_mb(model_name, "none", batch), **{r: _cpu_peak_mb(model_name, r, batch) for r in rules}}
 
 
 def default_path(device_type: str):
@@ -100,7 +104,7 @@ def load_all() -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((RESULTS_DIR / "bench").glob("*.json"))]
 
 
-def main(steps: int = 10, models=("mlp", "smallcnn"), device=None, out=None) -> int:
+def main(steps: int = 30, models=("mlp", "smallcnn"), device=None, out=None) -> int:
     from .experiments import code_version, device_name
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -114,7 +118,9 @@ def main(steps: int = 10, models=("mlp", "smallcnn"), device=None, out=None) -> 
             res["peak_mem_mb"] = cpu_peak_memory(m, rules=rules)
         rows.append(res)
         print(f"\n{m} (batch {res['batch']}, {device_name(dev)}), median of {steps} steps")
-        print(f"{'rule':>10} {'ms/step':>9} {'x sgd':>7} {'peak MB':>9}")
+        print(f"{'rule':>10} {'ms/step':>9} {'x sgd':>7} {'peak MB':>9}"
+              + (f"   (peak RSS of a fresh process; forward only: {res['peak_mem_mb']['baseline']:.0f} MB)"
+                 if dev.type == "cpu" else "   (max_memory_allocated)"))
         for r in rules:
             pm = res["peak_mem_mb"][r] if res["peak_mem_mb"] else float("nan")
             print(f"{r:>10} {1e3 * res['median_s'][r]:9.1f} {res['ratio_to_sgd'][r]:7.2f} {pm:9.0f}")

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--quiet", action="store_true")
 
     b = sub.add_parser("bench", help="time every rule per step (see samlib.bench)")
-    b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--steps", type=int, default=30)
     b.add_argument("--models", default="mlp,smallcnn", help="comma list of mlp, smallcnn, resnet18, fastnet")
     b.add_argument("--device", default=None)
     b.add_argument("--out", default=None, help="JSON file (default: results/bench/cpu.json or gpu.json)")
