@@ -468,8 +468,10 @@ def sweep(experiment: str, scale: str, *, results_dir=None, progress: bool = Tru
     from tqdm import tqdm
 
     cfgs = sweep_configs(experiment, scale)
+    missing = sum(not result_path(c, results_dir).is_file() for c in cfgs)
     return [run_or_load(c, results_dir=results_dir, save=save, progress=False)
-            for c in tqdm(cfgs, desc=f"{experiment}/{scale}", disable=not progress, leave=False)]
+            for c in tqdm(cfgs, desc=f"{experiment}/{scale}: {missing} to run", leave=False,
+                          disable=not progress or missing == 0)]  # no bar when all are cached
 
 
 def select(results: list[dict], **where) -> list[dict]:
