@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 book: $(STAMP)
 	@if [ -d .jupyter_cache ] && { [ -n "$$(find samlib results -newer .jupyter_cache -print -quit)" ] || \
 		[ "$$(cat .jupyter_cache/.scale 2>/dev/null)" != "$${SAMLIB_SCALE:-cpu}" ]; }; then \
-		echo "samlib/, results/ or SAMLIB_SCALE changed: re-executing every chapter"; rm -rf .jupyter_cache; fi
+		echo "samlib/, results/ or SAMLIB_SCALE changed: rebuilding every chapter"; rm -rf .jupyter_cache _build; fi
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "$${SAMLIB_SCALE:-cpu}" > .jupyter_cache/.scale; touch .jupyter_cache
 
