@@ -36,3 +36,12 @@ def glue(name: str, value, display: bool = False):
     except ImportError:
         return
     _glue(name, value, display=display)
+
+
+def glue_runs(prefix: str, results: list[dict], minutes: bool = False):
+    """Glue ``{prefix}_nruns``, ``{prefix}_wall`` (total CPU wall time) and ``{prefix}_device``
+    from the results' provenance: the "What we ran" line of every chapter."""
+    wall = sum(r["provenance"]["wall_time_s"] for r in results)
+    glue(f"{prefix}_nruns", len(results))
+    glue(f"{prefix}_wall", f"{wall / 60:.0f}" if minutes else f"{wall:.0f}")
+    glue(f"{prefix}_device", results[0]["provenance"]["device"])
