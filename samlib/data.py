@@ -8,6 +8,8 @@ import hashlib
 import io
 import os
 import pickle
+import tarfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,11 +193,11 @@ def cifar10_source(root: str | os.PathLike | None = None) -> tuple[str, Path]:
 
     ``root`` or the environment variable ``SAMLIB_CIFAR10`` may name a ``.npz``
     archive in our JPEG format, or a folder holding it or ``cifar-10-batches-py``.
-    With neither, torchvision downloads the real dataset into the cache folder.
+    With neither, the original dataset is downloaded into the cache folder.
     """
     root = root or os.environ.get("SAMLIB_CIFAR10") or None  # an empty variable counts as unset
     if root is None:
-        return "download", _cache_dir() / "torchvision"
+        return "download", _cache_dir() / "cifar10"
     p = Path(root).expanduser()
     if p.is_file() and p.suffix == ".npz":
         return "jpeg-archive", p
@@ -206,7 +208,36 @@ def cifar10_source(root: str | os.PathLike | None = None) -> tuple[str, Path]:
             if (cand / "data_batch_1").is_file():
                 return "python-batches", cand
     raise DataError(f"no CIFAR-10 found at {p}: point SAMLIB_CIFAR10 at cifar10_jpeg.npz or a "
-                    "folder with cifar-10-batches-py, or unset it to download with torchvision")
+                    "folder with cifar-10-batches-py, or unset it to download the dataset")
+
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"  # the archive torchvision uses
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
+def download_cifar10(folder: Path, url: str = CIFAR10_URL, md5: str | None = CIFAR10_MD5) -> Path:
+    """Download and unpack the original CIFAR-10 (python version) into ``folder``, once."""
+    target = folder / "cifar-10-batches-py"
+    if (target / "data_batch_1").is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / "cifar-10-python.tar.gz"
+    if not archive.is_file():
+        part = archive.with_suffix(".part")
+        try:
+            urllib.request.urlretrieve(url, part)
+        except OSError as e:
+            raise DataError(f"could not download CIFAR-10 from {url} ({e}); set SAMLIB_CIFAR10 to a local copy") from e
+        os.replace(part, archive)
+    if md5 and hashlib.md5(archive.read_bytes()).hexdigest() != md5:
+        archive.unlink()
+        raise DataError(f"the CIFAR-10 download from {url} is corrupt (md5 mismatch); run again")
+    with tarfile.open(archive) as tf:
+        try:
+            tf.extractall(folder, filter="data")
+        except TypeError:  # Python < 3.11.4 has no extraction filters
+            tf.extractall(folder)
+    return target
 
 
 def load_cifar10(root: str | os.PathLike | None = None, cache: bool = True):
@@ -236,16 +267,7 @@ def load_cifar10(root: str | os.PathLike | None = None, cache: bool = True):
         arrays = _read_python_batches(path)
     else:
         name = "CIFAR-10"
-        try:
-            import torchvision  # noqa: F401
-        except ImportError as e:
-            raise DataError("downloading CIFAR-10 needs torchvision (preinstalled on Colab); or set "
-                            "SAMLIB_CIFAR10 to a local copy") from e
-        from torchvision.datasets import CIFAR10
-
-        CIFAR10(str(path), train=True, download=True)
-        CIFAR10(str(path), train=False, download=True)
-        arrays = _read_python_batches(path / "cifar-10-batches-py")
+        arrays = _read_python_batches(download_cifar10(path))
     xtr, ytr, xte, yte = arrays
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
     return to_t(xtr), torch.from_numpy(ytr).long(), to_t(xte), torch.from_numpy(yte).long(), name

@@ -137,3 +137,27 @@ def test_device_loader_deterministic_and_augments():
     # Each augmented image is a shifted (possibly flipped) copy: the centre pixel of a
     # 2-pixel shift stays inside the original image, so all values are attainable.
     assert not torch.equal(xb, L.prepare(x[idx]))
+
+
+def test_download_cifar10_unpacks_and_loads(tmp_path, monkeypatch):
+    """The download path, fed a small archive in the original format through a file:// URL."""
+    import pickle
+    import tarfile
+
+    src = tmp_path / "src" / "cifar-10-batches-py"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}", 4) for i in range(1, 6)), ("test_batch", 3)]:
+        with open(src / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), "labels": list(range(n))}, f)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(src, arcname="cifar-10-batches-py")
+    monkeypatch.delenv("SAMLIB_CIFAR10", raising=False)
+    monkeypatch.setenv("SAMLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(D.download_cifar10, "__defaults__", (archive.as_uri(), None))
+    xtr, ytr, xte, yte, name = D.load_cifar10()
+    assert xtr.shape == (20, 3, 32, 32) and xte.shape == (3, 3, 32, 32) and name == "CIFAR-10"
+    assert (tmp_path / "cache" / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
+    with pytest.raises(D.DataError, match="could not download"):
+        D.download_cifar10(tmp_path / "other", url=(tmp_path / "missing.tar.gz").as_uri())
