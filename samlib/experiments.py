@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .data import DataError, NoisyDataset, load_cifar10, make_gaussian, subset_per_class
+from .data import NoisyDataset, load_cifar10, make_gaussian, subset_per_class
 from .methods import METHODS
 from .models import build_model
 from .train import TrainConfig, train

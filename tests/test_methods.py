@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from samlib import methods as M
 from samlib import theory as T
-from samlib.models import MLP, LinearModel, ResNet18, SmallCNN, TwoLayerLinear
+from samlib.models import MLP, LinearModel, ResNet18, SmallCNN
 
 
 def _close(a, b, tol=1e-10):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from samlib import experiments as E
-from samlib.train import HISTORY_KEYS, TrainConfig, TrainingDiverged, train
+from samlib.train import HISTORY_KEYS, TrainingDiverged
 
 
 def _toy_cfg(**kw):
