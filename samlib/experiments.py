@@ -165,7 +165,8 @@ SWEEPS: dict[str, list[dict]] = {
     ],
     "cifar10": [
         *({"method": m, "seeds": range(3)} for m in ("sgd", "sam", "1sam", "lsam", "jsam", "regsgd")),
-        *({"method": m, "noise": r, "seeds": [0]} for r in (0.2, 0.4, 0.6, 0.8) for m in ("sgd", "sam")),
+        *({"method": m, "noise": r, "seeds": [0], "scales": ("smoke", "cpu", "gpu")}
+          for r in (0.2, 0.4, 0.6, 0.8) for m in ("sgd", "sam")),
     ],
 }
 _TOP = ("experiment", "scale", "method", "rho", "noise", "seed")
@@ -448,14 +449,15 @@ def best_per_method(table, method_col="method", score="best_mean"):
 
 
 def sweep_configs(experiment: str, scale: str) -> list[dict]:
-    """Every config of a chapter's grid at a scale (smoke keeps one seed and drops extras)."""
+    """Every config of a chapter's grid at a scale. ``smoke`` and ``colab`` keep one seed
+    (``colab``: the six-rule comparison in one free Colab session)."""
     if experiment not in SWEEPS:
         raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(SWEEPS)}")
     out = []
     for e in SWEEPS[experiment]:
         if scale not in e.get("scales", (scale,)):
             continue
-        seeds = list(e["seeds"])[:1] if scale == "smoke" else list(e["seeds"])
+        seeds = list(e["seeds"])[:1] if scale in ("smoke", "colab") else list(e["seeds"])
         for rho in e.get("rho", [None]):
             for seed in seeds:
                 out.append(make_config(experiment, scale, e["method"], rho, e.get("noise"), seed,

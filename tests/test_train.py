@@ -92,3 +92,16 @@ def test_full_batch_gd_without_noise_fits_training_set():
     cfg = E.make_config("toy", "smoke", "sgd", noise=0.0, epochs=200)
     res = E.run(cfg, progress=False)
     assert res["history"]["train_acc_clean"][-1] == 1.0
+
+
+def test_sweep_grids_per_scale():
+    """The chapters' grids: cpu as cached in results/, colab = the six rules once, smoke = one seed each."""
+    assert len(E.sweep_configs("cifar10", "cpu")) == 26
+    colab = E.sweep_configs("cifar10", "colab")
+    assert sorted(c["method"] for c in colab) == sorted(["sgd", "sam", "1sam", "lsam", "jsam", "regsgd"])
+    assert all(c["noise"] == 0.3 for c in colab)
+    assert {c["seed"] for c in E.sweep_configs("toy", "smoke")} == {0}
+    for exp in ("toy", "twolayer", "decomposition", "cifar10"):
+        cfgs = E.sweep_configs(exp, "cpu")
+        assert len({str(E.result_path(c)) for c in cfgs}) == len(cfgs), exp  # one file per config
+        assert all(E.result_path(c).is_file() for c in cfgs), f"results/{exp}/cpu is incomplete"
